@@ -1,0 +1,1 @@
+"""Implementations of the ports: models, embedders and event logs."""

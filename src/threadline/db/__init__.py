@@ -1,0 +1,1 @@
+"""Postgres repositories; SQL kept beside each one."""

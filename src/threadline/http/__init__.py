@@ -1,0 +1,1 @@
+"""Litestar controllers, wire schemas and the error table."""

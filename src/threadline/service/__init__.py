@@ -1,0 +1,1 @@
+"""Use cases: a chat run, its context and its lifecycle."""
