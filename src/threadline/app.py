@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import functools
+import sys
 
+import structlog
 from litestar import Litestar
-from litestar.logging.config import StructLoggingConfig
+from litestar.logging.config import (
+    LoggingConfig,
+    StructLoggingConfig,
+    default_structlog_standard_lib_processors,
+)
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -40,12 +46,29 @@ class MetricsController(PrometheusController):
     path = "/metrics"
 
 
+# Libraries that log every HTTP call they make at INFO (the model client's upstream requests): only
+# their warnings reach the log, or each reply would add a line per upstream request.
+QUIET_LOGGERS = ("httpx", "httpcore")
+
+
 def _logging() -> StructlogPlugin:
     # Request bodies and streamed chunks are users' words: `access_log` writes the request line only.
+    as_json = not sys.stderr.isatty()
+    standard_lib = LoggingConfig(
+        formatters={
+            "standard": {
+                "()": structlog.stdlib.ProcessorFormatter,
+                "processors": default_structlog_standard_lib_processors(as_json=as_json),
+            }
+        },
+        loggers={name: {"level": "WARNING", "propagate": True} for name in QUIET_LOGGERS},
+    )
     return StructlogPlugin(
         StructlogConfig(
             structlog_logging_config=StructLoggingConfig(
-                log_exceptions="always", disable_stack_trace=expected_errors()
+                log_exceptions="always",
+                disable_stack_trace=expected_errors(),
+                standard_lib_logging_config=standard_lib,
             ),
             enable_middleware_logging=False,
         )
