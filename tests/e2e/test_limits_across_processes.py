@@ -1,7 +1,8 @@
 """Rate limits are exact across processes: two real Threadline processes share one window in Redis.
 
 500 chat requests at once, spread over both processes, against 60 per minute: exactly 60 are
-answered and 440 refused with 429, and only the 60 reach the model. Failed sign-ins from one address
+answered and 440 refused with 429, and only the 60 reach the model. Each process gets 250, so
+windows of their own would have answered up to 120. Failed sign-ins from one address
 are counted across both processes too, and past the limit that address is refused outright.
 """
 
@@ -93,9 +94,10 @@ async def test_500_requests_at_once_over_two_processes_admit_exactly_60(
     assert {response.json()["code"] for response in refused} == {"rate_limited"}
     assert all(1 <= int(response.headers["retry-after"]) <= 60 for response in refused)
     assert {response.headers["ratelimit-limit"] for response in responses} == {str(RATE)}
-    # Both processes admitted some: the window really is shared, not split.
-    admitted_by = {responses.index(response) % 2 for response in responses if response.status_code == 200}
-    assert admitted_by == {0, 1}
+    # The window is shared, not split: each process got REQUESTS / 2 requests, far more than RATE, so
+    # windows of their own would have admitted up to RATE each. (Which process admits how many of the
+    # RATE is a race: under load one of them may take them all.)
+    assert REQUESTS // 2 > RATE
     assert len(model_calls(upstream, question)) == RATE
     # All of it happened inside one window: nothing was admitted because an early request expired.
     assert elapsed < 60, f"the burst took {elapsed:.1f} s"
