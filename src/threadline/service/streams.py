@@ -29,6 +29,8 @@ from threadline.ports import ChatStore, EventLog, NoMetrics, RunMetrics, RunSnap
 from threadline.service.chat import parse_error
 
 HEARTBEAT = b": keep-alive\n\n"
+# With heartbeats off (`heartbeat_s=0`), how long a reader waits on the event log before looking again.
+QUIET_WAIT_S = 15.0
 
 
 class RunResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,13 +72,14 @@ class RunStreams:
 
     async def _frames(self, run_id: UUID, after: int) -> AsyncIterator[bytes]:
         while True:
-            batch = await self._events.read(run_id, after, self._heartbeat_s)
+            batch = await self._events.read(run_id, after, self._heartbeat_s or QUIET_WAIT_S)
             if batch is None:
                 async for data in self._rebuild(run_id, after):
                     yield data
                 return
             if not batch.frames and not batch.ended:
-                yield HEARTBEAT
+                if self._heartbeat_s:
+                    yield HEARTBEAT
                 continue
             for frame in batch.frames:
                 yield frame.data
@@ -128,7 +131,7 @@ class RunStreams:
                 sent, quiet_since = len(snapshot.content), time.monotonic()
             if snapshot.status.terminal:
                 break
-            if time.monotonic() - quiet_since >= self._heartbeat_s:
+            if self._heartbeat_s and time.monotonic() - quiet_since >= self._heartbeat_s:
                 yield HEARTBEAT
                 quiet_since = time.monotonic()
             # Still running somewhere we cannot hear: follow the partial reply it saves.
