@@ -53,8 +53,13 @@ browser: ## install Debian's chromium for the playground's browser test, when it
 	@command -v chromium >/dev/null || ($(SUDO) apt-get update && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium chromium-driver)
 
+.PHONY: nginx
+nginx: ## install Debian's nginx for the reliability suite's proxy case, when it is missing
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ($(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y nginx)
+
 .PHONY: test
-test: lint $(NODE_STAMP) browser ## lint, then the whole test suite on real Postgres (pgvector) and Redis
+test: lint $(NODE_STAMP) browser nginx ## lint, then the whole test suite on real Postgres (pgvector) and Redis
 	$(BIN)/pytest
 
 .PHONY: bench
@@ -62,7 +67,7 @@ bench: $(STAMP) bench-memory ## direct vs Threadline at 1-1,000 streams, history
 	$(BIN)/python -m bench
 
 .PHONY: reliability
-reliability: $(STAMP) ## kill -9, storms, Redis loss, Schemathesis, forged JWTs at full scale; rewrites docs/reliability.md
+reliability: $(STAMP) nginx ## kill -9, storms, Redis loss, Schemathesis, forged JWTs, nginx at full scale; rewrites docs/reliability.md
 	TEST_RELIABILITY=full $(BIN)/pytest tests/reliability -s -p no:cacheprovider
 
 .PHONY: minilm
