@@ -26,6 +26,7 @@ from threadline.http.agents import AgentController
 from threadline.http.ai_sdk import AiSdkController
 from threadline.http.auth import jwt_auth
 from threadline.http.chat import ChatController
+from threadline.http.cors import cors_config, only_allowed_origins
 from threadline.http.dependencies import DEPENDENCIES
 from threadline.http.errors import expected_errors, problem_details_config
 from threadline.http.health import health, ready
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     auth = jwt_auth(settings.auth.jwt_secret.reveal())
     prometheus = PrometheusConfig(app_name="threadline", prefix="threadline", group_path=True,
                                   exclude=["^/metrics$", "^/health$"])  # fmt: skip
+    cors = cors_config(settings.cors)
     return Litestar(
         route_handlers=[
             ChatController,
@@ -106,6 +108,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_app_init=[auth.on_app_init, AuthFailureLimit().on_app_init],
         middleware=[access_log, prometheus.middleware, UserRateLimit()],
         plugins=[ProblemDetailsPlugin(problem_details_config()), _logging()],
+        cors_config=cors,
+        before_send=[only_allowed_origins(cors)] if cors else [],
         request_max_body_size=settings.limits.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Threadline",

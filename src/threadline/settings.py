@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -122,6 +123,17 @@ class SessionSettings(msgspec.Struct, frozen=True, kw_only=True):
     title_model: str | None = None
 
 
+class CorsSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Browser origins allowed to call the API: exact `scheme://host[:port]`, or `*` (any, no credentials)."""
+
+    origins: tuple[str, ...] = ()
+    allow_credentials: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.origins)
+
+
 class JobSettings(msgspec.Struct, frozen=True, kw_only=True):
     worker_in_app: bool = True
     timeout_s: float = 60.0
@@ -179,6 +191,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jobs: JobSettings = msgspec.field(default_factory=JobSettings)
     quotas: QuotaSettings = msgspec.field(default_factory=QuotaSettings)
     memory: MemorySettings = msgspec.field(default_factory=MemorySettings)
+    cors: CorsSettings = msgspec.field(default_factory=CorsSettings)
     log_level: str = "INFO"
 
     @classmethod
@@ -253,6 +266,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 price_table=Path(table) if (table := reader.optional("THREADLINE_PRICE_TABLE")) else None,
             ),
             memory=_memory_settings(reader, configured=configured),
+            cors=_cors_settings(reader),
             log_level=reader.text("THREADLINE_LOG_LEVEL", "INFO").upper(),
         )
 
@@ -305,6 +319,46 @@ def _memory_settings(reader: _Reader, *, configured: bool) -> MemorySettings:
         recall_timeout_s=reader.integer("THREADLINE_MEMORY_TIMEOUT_MS", 2_000, minimum=1) / 1000,
         summary_model=reader.optional("THREADLINE_SUMMARY_MODEL"),
     )
+
+
+# An origin as browsers send it: a lowercase scheme, a host (a name, IPv4, or bracketed IPv6) and a port
+# only when it is not the scheme's default. Anything else would never match, or would match too much.
+_ORIGIN = re.compile(
+    r"^(?P<scheme>[a-z][a-z0-9+.-]*)://"
+    r"(?P<host>\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*)"
+    r"(?::(?P<port>[0-9]{1,5}))?$"
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _cors_settings(reader: _Reader) -> CorsSettings:
+    origins = reader.origins("THREADLINE_CORS_ORIGINS")
+    credentials = reader.boolean("THREADLINE_CORS_ALLOW_CREDENTIALS", False)
+    if credentials and "*" in origins:
+        raise SettingsError(
+            "THREADLINE_CORS_ORIGINS=* cannot be combined with THREADLINE_CORS_ALLOW_CREDENTIALS=true: "
+            "list the exact origins that may send credentials"
+        )
+    return CorsSettings(origins=origins, allow_credentials=credentials)
+
+
+def _origin(name: str, raw: str) -> str:
+    if raw.lower() == "null":
+        raise SettingsError(f"{name} must not list `null`: sandboxed frames and local files send it")
+    value = raw.lower()
+    found = _ORIGIN.match(value)
+    if found is None:
+        raise SettingsError(
+            f"{name} must list origins such as https://app.example.com (scheme://host[:port], no path, "
+            f"no trailing slash, no wildcard), got {raw!r}"
+        )
+    port = found.group("port")
+    if port is not None and not 0 < int(port) < 65_536:
+        raise SettingsError(f"{name}: {raw!r} has no valid port")
+    if port is not None and _DEFAULT_PORTS.get(found.group("scheme")) == int(port):
+        bare = value.rsplit(":", 1)[0]
+        raise SettingsError(f"{name}: browsers send {bare!r}, without the default port, not {raw!r}")
+    return value
 
 
 class _Reader:
@@ -365,6 +419,15 @@ class _Reader:
             except ValueError:
                 raise SettingsError(f"{name} must list IP addresses or networks, got {item!r}") from None
         return items
+
+    def origins(self, name: str) -> tuple[str, ...]:
+        """Comma-separated browser origins (`https://app.example.com`), or `*` alone for any origin."""
+        items = tuple(item.strip() for item in (self.optional(name) or "").split(",") if item.strip())
+        if "*" in items:
+            if len(items) > 1:
+                raise SettingsError(f"{name}: `*` allows every origin and must be the only entry")
+            return items
+        return tuple(dict.fromkeys(_origin(name, item) for item in items))
 
     def boolean(self, name: str, default: bool) -> bool:
         raw = self.optional(name)
