@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -9,6 +10,15 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import (
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Schema,
+)
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Response, Stream
 from litestar.security.jwt import Token
@@ -37,6 +47,31 @@ Page = Annotated[int, QueryParameter(ge=1, le=1_000_000)]
 PerPage = Annotated[int, QueryParameter(ge=1, le=100, description="messages per page, at most 100")]
 ExportFormat = Literal["json", "markdown"]
 ROLE_NAMES = {Role.USER: "User", Role.ASSISTANT: "Assistant", Role.SYSTEM: "System"}
+EXPORT_RESPONSES = {
+    200: ResponseSpec(
+        data_container=ThreadExport,
+        description="The thread as `threadline.thread.v1` JSON, or as Markdown text with `format=markdown`",
+        generate_examples=False,
+    )
+}
+
+
+@dataclass
+class ExportOperation(Operation):
+    """The export answers JSON or Markdown by `format`; Litestar documents one media type per response."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if not isinstance(ok, OpenAPIResponse) or ok.content is None:
+            return
+        ok.content["text/markdown"] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
+        ok.headers = {
+            **(ok.headers or {}),
+            "Content-Disposition": OpenAPIHeader(
+                schema=Schema(type=OpenAPIType.STRING),
+                description='`attachment; filename="thread-<id>.json"` (`.md` for Markdown)',
+            ),
+        }
 
 
 def render_markdown(thread: Thread, messages: list[Message], exported_at: datetime) -> str:
@@ -117,7 +152,12 @@ class ThreadActionsController(Controller):
         retry_ms: int = request.app.state.services.settings.stream.retry_ms
         return sse_response(frames, run_id=turn.run.id, retry_ms=retry_ms)
 
-    @get("/{thread_id:uuid}/export", summary="The whole thread as JSON or Markdown, for download")
+    @get(
+        "/{thread_id:uuid}/export",
+        summary="The whole thread as JSON or Markdown, for download",
+        responses=EXPORT_RESPONSES,
+        operation_class=ExportOperation,
+    )
     async def export(
         self,
         request: AuthRequest,
