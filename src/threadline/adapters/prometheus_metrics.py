@@ -7,6 +7,8 @@ Each process is scraped on its own: several workers on one host each answer `/me
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from threadline.ports import RunOutcome
@@ -34,6 +36,20 @@ LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 SSE_CLIENTS = Gauge("threadline_sse_clients", "Server-Sent Events responses being streamed now.")
+EVENT_LOOP_TASKS = Gauge(
+    "threadline_event_loop_tasks", "asyncio tasks alive in the event loop that serves /metrics."
+)
+
+
+def _event_loop_tasks() -> float:
+    # Read at scrape time; Litestar serves /metrics from the app's event loop.
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # scraped from a thread without a running loop
+        return float("nan")
+
+
+EVENT_LOOP_TASKS.set_function(_event_loop_tasks)
 
 
 class PrometheusMetrics:
