@@ -159,13 +159,18 @@ async def lifespan(settings: Settings, app: Litestar) -> AsyncIterator[None]:
             with anyio.CancelScope(shield=True):
                 await stop_sessions(sessions, worker)
                 await registry.drain(settings.server.shutdown_grace_s)
+                await events.flush()  # what the drain's last runs left queued for other processes
                 await accounting.aclose()
-                for task in background:
-                    task.cancel()
-                await asyncio.gather(*background, return_exceptions=True)
+                await _cancel(background)
     finally:
         with anyio.CancelScope(shield=True):
             if model_client is not None:
                 await model_client.close()
             await redis.aclose()
             await pool.close()
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

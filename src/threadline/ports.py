@@ -94,6 +94,23 @@ class EventLog(Protocol):
         ...
 
 
+class RunAppend(msgspec.Struct, frozen=True):
+    """A run's frames to append in order; `finished` then ends the run as `EventLog.finish` does."""
+
+    run_id: UUID
+    frames: list[Frame]
+    finished: bool = False
+
+
+class SharedEventLog(EventLog, Protocol):
+    """An event log every process reads, which also takes many runs' frames at once."""
+
+    async def append_runs(self, appends: Sequence[RunAppend]) -> list[bool]:
+        """Each run's frames in order, all runs in one round trip. False for a run whose log is gone
+        (nothing of it was appended); raises when the call as a whole failed."""
+        ...
+
+
 class NewTurn(msgspec.Struct, frozen=True, kw_only=True):
     user_id: str
     thread_id: UUID | None

@@ -15,7 +15,7 @@ from threadline.adapters.memory_events import MemoryEventLog
 from threadline.adapters.redis_events import RedisEventLog
 from threadline.domain.events import DoneEvent, Frame
 from threadline.domain.models import RunStatus
-from threadline.ports import Batch, EventLog
+from threadline.ports import Batch, EventLog, RunAppend, SharedEventLog
 
 # Long enough that a test finishing early proves the reader was woken, not timed out.
 LONG_WAIT_S = 10.0
@@ -37,7 +37,7 @@ class Logs:
         self._clients.append(client)
         return client
 
-    def open(self, *, retention_s: int = 600) -> EventLog:
+    def open(self, *, retention_s: int = 600) -> SharedEventLog:
         if self.redis_url is None:
             return MemoryEventLog(retention_s=retention_s)
         return RedisEventLog(self.client(), retention_s=retention_s)
@@ -59,7 +59,7 @@ async def logs(request: pytest.FixtureRequest) -> AsyncIterator[Logs]:
 
 
 @pytest.fixture
-async def log(logs: Logs) -> EventLog:
+async def log(logs: Logs) -> SharedEventLog:
     return logs.open()
 
 
@@ -225,6 +225,54 @@ async def redis_logs(redis_url: str) -> AsyncIterator[Logs]:
     made = Logs(redis_url)
     yield made
     await made.aclose()
+
+
+async def test_many_runs_append_in_one_call_each_in_order(log: SharedEventLog) -> None:
+    first, second = uuid4(), uuid4()
+    appended = await log.append_runs(
+        [
+            RunAppend(first, [frame(1), frame(2), frame(4)]),
+            RunAppend(second, [frame(1), done(2, second)], finished=True),
+        ]
+    )
+    assert appended == [True, True]
+    running, ended = await log.read(first, 0, 0.0), await log.read(second, 0, 0.0)
+    assert ids(running) == [1, 2, 4]
+    assert running is not None
+    assert not running.ended
+    assert ids(ended) == [1, 2]
+    assert ended is not None
+    assert ended.ended
+    # Later calls carry on where the run left off, and may only finish it.
+    assert await log.append_runs([RunAppend(first, [frame(7)]), RunAppend(first, [], finished=True)]) == [
+        True,
+        True,
+    ]
+    finished = await log.read(first, 4, 0.0)
+    assert ids(finished) == [7]
+    assert finished is not None
+    assert finished.ended
+
+
+async def test_append_runs_refuses_a_lost_stream_and_appends_the_rest(redis_logs: Logs) -> None:
+    client = redis_logs.client()
+    log = RedisEventLog(client)
+    lost, other = uuid4(), uuid4()
+    await fill(log, lost, 1, 2)
+    await client.delete(f"threadline:run:{lost}")
+    appended = await log.append_runs([RunAppend(lost, [frame(3)]), RunAppend(other, [frame(1)])])
+    assert appended == [False, True]
+    assert await log.read(lost, 0, 0.0) is None
+    assert ids(await log.read(other, 0, 0.0)) == [1]
+
+
+async def test_append_runs_loads_its_script_again_after_a_redis_restart(redis_logs: Logs) -> None:
+    client = redis_logs.client()
+    log = RedisEventLog(client)
+    run_id = uuid4()
+    await client.script_flush()  # what a restarted Redis has forgotten
+    assert await log.append_runs([RunAppend(run_id, [frame(1), frame(2)])]) == [True]
+    assert ids(await log.read(run_id, 0, 0.0)) == [1, 2]
 
 
 async def test_a_reader_behind_the_length_cap_gets_none(redis_logs: Logs) -> None:

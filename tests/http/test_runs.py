@@ -11,7 +11,11 @@ from redis.asyncio import Redis
 
 from tests.conftest import AuthHeaders
 from tests.support.fake_openai import Behaviour, FakeOpenAI
+from tests.support.sessions import in_app
 from tests.support.sse import parse_sse, reply_text
+from threadline.adapters.memory_events import MemoryEventLog
+from threadline.domain.events import Frame
+from threadline.service.streams import RunStreams
 
 Client = AsyncTestClient[Litestar]
 
@@ -65,6 +69,32 @@ async def test_replay_falls_back_to_postgres_with_the_same_text_and_ending(
         == "one two three four"
     )
     assert resumed[-2:] == events[-2:]
+
+
+async def test_a_reader_ahead_of_the_log_gets_its_ending_from_postgres(
+    client: Client, auth: AuthHeaders, user: str, upstream: FakeOpenAI
+) -> None:
+    events = parse_sse(await finished_stream(client, auth(user), "one two three four", upstream))
+    run_id = uuid.UUID(events[0].data["run_id"])
+    done_id = events[-1].id
+    assert done_id is not None
+    # A log that got the run's start but not the rest (its producer died before mirroring it), and
+    # a client that read the tokens from that producer: its position is past everything the log has.
+    log = MemoryEventLog()
+    await log.append(run_id, Frame(1, b"id: 1\ndata: {}\n\n"))
+    await log.finish(run_id)
+    streams = RunStreams(
+        events=log, store=client.app.state.services.store, heartbeat_s=15, stream_url=lambda *_: "/unused"
+    )
+    ahead = done_id + 5
+
+    async def follow() -> list[bytes]:
+        return [data async for data in streams.follow(run_id, ahead)]
+
+    ending = parse_sse(b"".join(await in_app(client, follow)))
+    assert [event.type for event in ending] == ["usage", "done"]
+    assert ending[-1].data["status"] == "completed"
+    assert all(event.id is not None and event.id > ahead for event in ending)
 
 
 async def test_the_start_events_stream_url_works_without_headers(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+from collections.abc import Sequence
 from uuid import UUID
 
 from threadline.domain.events import Frame
-from threadline.ports import Batch
+from threadline.ports import Batch, RunAppend
 
 
 class _RunFrames:
@@ -36,6 +37,14 @@ class MemoryEventLog:
         # Wake every waiting reader, then give the next ones a fresh event to wait on.
         run.changed.set()
         run.changed = asyncio.Event()
+
+    async def append_runs(self, appends: Sequence[RunAppend]) -> list[bool]:
+        for append in appends:
+            for frame in append.frames:
+                await self.append(append.run_id, frame)
+            if append.finished:
+                await self.finish(append.run_id)
+        return [True] * len(appends)
 
     async def read(self, run_id: UUID, after: int, wait_s: float) -> Batch | None:
         run = self._runs.get(run_id)

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any, cast
 from uuid import UUID
 
 from redis.asyncio import Redis
-from redis.typing import EncodableT, FieldT
+from redis.exceptions import NoScriptError
+from redis.typing import EncodableT
 
 from threadline.domain.events import Frame
-from threadline.ports import Batch
+from threadline.ports import Batch, RunAppend
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 
-# Frames live at stream ids `0-<frame.id>`; the end marker sorts after any of them.
-END_ID = "1-0"
+# Frames live at stream ids `0-<frame.id>`; the end marker, `1-0`, sorts after any of them.
 DATA = b"d"
-# One EVALSHA: atomic, and measured faster than a pipelined XADD and EXPIRE.
+# One EVALSHA per run and call: atomic, and measured faster than a pipelined XADD and EXPIRE.
 APPEND_LUA = files("threadline.adapters").joinpath("redis_events_append.lua").read_text()
-END_FIELDS: dict[FieldT, EncodableT] = {b"end": b"1"}
 # Frames one read returns at most, so a late reader of a long run gets bounded replies.
 READ_COUNT = 1000
 # How long the server may take past the block before a blocking read counts as lost.
@@ -33,10 +33,11 @@ POLL_S = 0.1
 class RedisEventLog:
     """The `EventLog` port on Redis Streams: one stream per run, `<key_prefix><run_id>`.
 
-    Per append, one EVALSHA of `redis_events_append.lua`: `XADD 0-<id> MAXLEN ~ max_frames` and
-    `EXPIRE live_ttl_s`, plus `XADD 1-0` (the end marker) for the run's final frame. `finish` is
-    `XADD NOMKSTREAM 1-0` and `EXPIRE retention_s` in one MULTI. Per read, `XLEN` and `XRANGE` in
-    one round trip, then, only when the reader is caught up, one `XREAD BLOCK`.
+    Appends go through one Lua script, `redis_events_append.lua`: per frame `XADD 0-<id> MAXLEN ~
+    max_frames`, plus `XADD 1-0` (the end marker) after the run's final frame, then `EXPIRE
+    live_ttl_s` (or `retention_s` once the run is finished). `append` and `finish` are one EVALSHA
+    each; `append_runs` sends one EVALSHA per run, all in one pipelined round trip. Per read, `XLEN`
+    and `XRANGE` in one round trip, then, only when the reader is caught up, one `XREAD BLOCK`.
 
     Pool sizing: a reader in `XREAD BLOCK` holds a pooled connection for up to `wait_s` (the
     heartbeat interval), so a process needs about one connection per SSE client following a live
@@ -81,11 +82,37 @@ class RedisEventLog:
         self._append = redis.register_script(APPEND_LUA)
 
     async def append(self, run_id: UUID, frame: Frame) -> None:
-        args = (frame.id, frame.data, self._max_frames, self._live_ttl_s, int(frame.terminal))
-        await self._append(keys=[self._prefix + str(run_id)], args=args)
+        await self._append(keys=[self._key(run_id)], args=self._args([frame], finished=False))
+
+    async def append_runs(self, appends: Sequence[RunAppend]) -> list[bool]:
+        replies = await self._evalsha_each(appends)
+        lost = [index for index, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if lost:
+            # Redis restarted and forgot the script: load it, and send what it refused again.
+            await self._redis.script_load(APPEND_LUA)
+            for index, reply in zip(lost, await self._evalsha_each([appends[i] for i in lost]), strict=True):
+                replies[index] = reply
+        return [reply == 1 for reply in replies]
+
+    async def _evalsha_each(self, appends: Sequence[RunAppend]) -> list[Any]:
+        """One EVALSHA per run in one pipelined round trip; a run's error is returned in its place."""
+        pipe = self._redis.pipeline(transaction=False)
+        for append in appends:
+            args = self._args(append.frames, finished=append.finished)
+            pipe.evalsha(self._append.sha, 1, self._key(append.run_id), *args)
+        return await pipe.execute(raise_on_error=False)
+
+    def _key(self, run_id: UUID) -> str:
+        return self._prefix + str(run_id)
+
+    def _args(self, frames: Sequence[Frame], *, finished: bool) -> list[EncodableT]:
+        args: list[EncodableT] = [self._max_frames, self._live_ttl_s, self._retention_s, int(finished)]
+        for frame in frames:
+            args += (frame.id, frame.data, int(frame.terminal))
+        return args
 
     async def read(self, run_id: UUID, after: int, wait_s: float) -> Batch | None:
-        key = self._prefix + str(run_id)
+        key = self._key(run_id)
         pipe = self._redis.pipeline(transaction=False)
         pipe.xlen(key)
         pipe.xrange(key, min=f"(0-{after}", count=READ_COUNT)
@@ -99,13 +126,8 @@ class RedisEventLog:
         return _batch(entries)
 
     async def finish(self, run_id: UUID) -> None:
-        key = self._prefix + str(run_id)
-        pipe = self._redis.pipeline(transaction=True)
-        # NOMKSTREAM: finishing a run the log never saw must not create it.
-        pipe.xadd(key, END_FIELDS, id=END_ID, nomkstream=True)
-        pipe.expire(key, self._retention_s)
-        # The marker XADD fails only when the run's final frame already placed it: finish is idempotent.
-        await pipe.execute(raise_on_error=False)
+        # Idempotent: the end marker is placed once; a run the log never saw is not created.
+        await self._append(keys=[self._key(run_id)], args=self._args([], finished=True))
 
     async def _trimmed_past(self, key: str, after: int) -> bool:
         """Whether MAXLEN may have dropped frames after `after` (it keeps at least `max_frames`)."""

@@ -87,6 +87,10 @@ class RunStreams:
                 if frame.terminal:
                     return
             if batch.ended:
+                # The log's end lies behind this reader: it saw text the log never got (a producer
+                # that died before mirroring it). Its ending is numbered after that, from Postgres.
+                async for data in self._rebuild(run_id, after):
+                    yield data
                 return
 
     async def result(self, run_id: UUID) -> RunResult:
