@@ -10,6 +10,7 @@ from uuid import UUID
 
 from openai import AsyncOpenAI
 
+from threadline.adapters.batching_embed import BatchingEmbedder
 from threadline.adapters.hash_embed import HashEmbedder
 from threadline.adapters.minilm_embed import MiniLMEmbedder
 from threadline.adapters.openai_chat import create_client
@@ -52,13 +53,15 @@ def create_embedder(settings: Settings, client: AsyncOpenAI | None = None) -> Em
     """THREADLINE_EMBEDDER's embedder; the OpenAI one shares the chat model's client when there is one."""
     memory = settings.memory
     if memory.embedder == "openai":
-        return OpenAIEmbedder(
+        remote = OpenAIEmbedder(
             client or create_client(settings.model),
             model=memory.embedding_model,
             dim=memory.embedding_dim,
             batch_size=memory.embedding_batch,
             timeout_s=memory.embedding_timeout_s,
         )
+        # Concurrent runs' questions and finished messages share requests under load.
+        return BatchingEmbedder(remote, batch_size=memory.embedding_batch)
     if memory.embedder == "minilm":
         return MiniLMEmbedder(batch_size=memory.embedding_batch)
     return HashEmbedder(dim=memory.embedding_dim)
