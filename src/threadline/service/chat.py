@@ -53,8 +53,8 @@ from threadline.settings import Settings
 log = logging.getLogger("threadline.runs")
 # Model errors that mean "too slow", recorded as a `timeout` run rather than a `failed` one.
 TIMEOUT_CODES = frozenset({"upstream_timeout", "upstream_stalled"})
-# Tries of a run's own database step while the pool is busy, each up to the acquire timeout.
-PATIENT_ATTEMPTS = 4
+# How long a committed run's own database step waits out a busy pool or a Postgres that is down.
+PATIENCE_S = 30.0
 T = TypeVar("T")
 
 
@@ -79,19 +79,27 @@ def format_error(code: str, message: str) -> str:
     return f"{code}: {message}"
 
 
-async def patiently(step: Callable[[], Awaitable[T]], attempts: int = PATIENT_ATTEMPTS) -> T:
-    """A committed run's own database step, retried while the pool is busy.
+async def patiently(step: Callable[[], Awaitable[T]], *, within_s: float = PATIENCE_S) -> T:
+    """A committed run's own database step, retried while the database is busy or down.
 
-    `Unavailable` is raised only when no connection was free within the acquire timeout, so the
-    step never ran and retrying it is safe. New requests get the 503; a run already admitted
-    waits instead of failing (`make reliability`: 16 of 300 runs failed this way in a storm).
+    `Unavailable` means no connection was free within the acquire timeout, or Postgres could not be
+    reached or went away mid-step (restarting, failing over). The steps given here are idempotent
+    (mark running, read the history, finish the run exactly once), so trying again is safe. New
+    requests get the 503; a run already admitted waits instead of failing (`make reliability`: 16
+    of 300 runs failed on a busy pool in a storm; a reply that ended while Postgres was stopped was
+    announced `completed` but recorded `interrupted`).
     """
-    for attempt in range(1, attempts):
+    deadline = time.monotonic() + within_s
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return await step()
         except Unavailable:
-            await asyncio.sleep(0.1 * attempt)
-    return await step()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            await asyncio.sleep(min(0.1 * attempt, 1.0, left))
 
 
 def parse_error(stored: str) -> tuple[str, str]:
@@ -266,7 +274,9 @@ class ChatService:
                 if chunk.text:
                     if ttft_ms is None:
                         ttft_ms = round((time.monotonic() - started) * 1000)
-                        await patiently(lambda: self._store.mark_first_token(run.id))
+                        # Tried once: with Postgres unreachable, the run's end records the time instead.
+                        with contextlib.suppress(Unavailable):
+                            await self._store.mark_first_token(run.id)
                     reply.add(chunk.text)
                     await self._events.append(run.id, ids.frame(TokenEvent(content=chunk.text)))
                     if reply.due():

@@ -8,7 +8,9 @@
 -- $15 latency ms, $16 finish reason, $17 cost in USD (NULL: the model has no price), $18 price version
 WITH finished AS (
     UPDATE runs
-    SET status = $2, error = $5, finished_at = now(), lease_expires_at = NULL
+    SET status = $2, error = $5, finished_at = now(), lease_expires_at = NULL,
+        -- Set here when the run could not mark its first token as it came (Postgres was down).
+        first_token_at = coalesce(first_token_at, coalesce(started_at, created_at) + $14::int * interval '1 ms')
     WHERE id = $1 AND status IN ('pending', 'running')
     RETURNING id, thread_id, user_id, assistant_message_id
 ),
