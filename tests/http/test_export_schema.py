@@ -19,17 +19,18 @@ from tests.support.fake_openai import Behaviour, FakeOpenAI
 from tests.support.sessions import Client, chat, new_thread
 
 EXPORT = "/threads/{thread_id}/export"
+Operation = APIOperation[Any, Any, Any, Any]
 
 
 @pytest.fixture(scope="module")
-async def export_operation(client: Client) -> APIOperation:
+async def export_operation(client: Client) -> Operation:
     document: dict[str, Any] = (await client.get("/schema/openapi.json")).json()
-    operation: APIOperation = schemathesis.openapi.from_dict(document)[EXPORT]["GET"]
+    operation: Operation = schemathesis.openapi.from_dict(document)[EXPORT]["GET"]
     return operation
 
 
 async def test_both_formats_match_the_declared_schema(
-    client: Client, auth: AuthHeaders, user: str, upstream: FakeOpenAI, export_operation: APIOperation
+    client: Client, auth: AuthHeaders, user: str, upstream: FakeOpenAI, export_operation: Operation
 ) -> None:
     upstream.behaviour = Behaviour(reply="Exported *verbatim*.")
     thread = await new_thread(client, auth(user), title="to export", metadata={"app": {"tab": 2}})
@@ -49,7 +50,7 @@ async def test_both_formats_match_the_declared_schema(
         assert export_operation.validate_response(response) is None
 
 
-def test_the_check_refuses_what_the_schema_used_to_declare(export_operation: APIOperation) -> None:
+def test_the_check_refuses_what_the_schema_used_to_declare(export_operation: Operation) -> None:
     """The old schema promised a JSON string: such an answer fails the check the test above passes."""
     request = httpx.Request("GET", "http://testserver.local/threads/0/export")
     a_string = httpx.Response(200, json="a thread", request=request)
