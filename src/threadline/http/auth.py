@@ -11,7 +11,8 @@ import msgspec
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.security.jwt import JWTAuth, Token
+from litestar.middleware.authentication import AuthenticationResult
+from litestar.security.jwt import JWTAuth, JWTAuthenticationMiddleware, Token
 
 ALGORITHM = "HS256"
 # A run's stream authenticates itself: `EventSource` cannot send headers, so it also takes a token in
@@ -28,6 +29,9 @@ PUBLIC_PATHS = [
 ]
 STREAM_AUDIENCE = "threadline:run-stream"
 _USER_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+# Identity providers' tokens are a few KiB even with many groups; a longer one is refused before its
+# signature is checked (a validly signed 1 MB token was accepted, and ran a model call, before).
+MAX_TOKEN_CHARS = 16_384
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -51,6 +55,21 @@ async def principal_from_token(
     return Principal(token.sub, frozenset(roles))
 
 
+def within_size(token: str) -> str:
+    if len(token) > MAX_TOKEN_CHARS:
+        raise NotAuthorizedException(f"The token is longer than {MAX_TOKEN_CHARS} characters.")
+    return token
+
+
+class BoundedJWTMiddleware(JWTAuthenticationMiddleware):
+    """Litestar's JWT middleware, refusing an oversized token before decoding it."""
+
+    async def authenticate_token(
+        self, encoded_token: str, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        return await super().authenticate_token(within_size(encoded_token), connection)
+
+
 def jwt_auth(secret: str) -> JWTAuth[Principal, Token]:
     return JWTAuth[Principal, Token](
         retrieve_user_handler=principal_from_token,
@@ -58,6 +77,7 @@ def jwt_auth(secret: str) -> JWTAuth[Principal, Token]:
         algorithm=ALGORITHM,
         exclude=PUBLIC_PATHS,
         exclude_opt_key="public",
+        authentication_middleware_class=BoundedJWTMiddleware,
     )
 
 
@@ -97,14 +117,14 @@ def issue_stream_token(secret: str, user_id: str, run_id: UUID, *, ttl_s: int) -
 def stream_reader(secret: str, run_id: UUID, *, authorization: str | None, token: str | None) -> str:
     """The user allowed to read `run_id`'s stream: from a run-scoped `token`, or a normal bearer token."""
     if token:
-        decoded = Token.decode(token, secret, ALGORITHM, audience=STREAM_AUDIENCE)
+        decoded = Token.decode(within_size(token), secret, ALGORITHM, audience=STREAM_AUDIENCE)
         if decoded.extras.get("run") != str(run_id):
             raise NotAuthorizedException("This stream token is for another run.")
         return decoded.sub
     scheme, _, credentials = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not credentials:
         raise NotAuthorizedException("A bearer token or a stream token is required.")
-    decoded = Token.decode(credentials, secret, ALGORITHM)
+    decoded = Token.decode(within_size(credentials), secret, ALGORITHM)
     if decoded.aud is not None or not _USER_ID.match(decoded.sub):
         raise NotAuthorizedException("Invalid token")
     return decoded.sub
