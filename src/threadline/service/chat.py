@@ -180,6 +180,10 @@ class ChatService:
             raise InvalidInput(f"`metadata` is larger than {limits.max_metadata_bytes} bytes.")
         if b"\\u0000" in encoded:
             raise InvalidInput("`metadata` must not contain NUL characters.")
+        # Who sent a message is recorded, never taken from the request (when the server had nothing to
+        # record, no user agent and no peer address, a client's own `client` used to be kept).
+        if "client" in request.metadata:
+            raise InvalidInput("`metadata.client` is recorded by the server and cannot be set.")
 
     async def start_turn(self, user_id: str, request: ChatInput) -> ChatTurn:
         """Commit the user's message and a run, then start the run unless this is a replayed request."""
