@@ -25,6 +25,7 @@ from pgqueuer.models import Schedule
 from threadline.db.database import Database
 from threadline.db.housekeeping import PostgresHousekeeping
 from threadline.db.titles import TITLE_JOB, PostgresTitles
+from threadline.domain.pricing import load_price_table
 from threadline.ports import ChatModels, TokenCounter
 from threadline.service.titles import TitleWriter
 from threadline.settings import Settings
@@ -154,7 +155,7 @@ def register_session_jobs(
     """Titles after a thread's first reply; every minute, idle threads abandoned; hourly, old IPs purged."""
     sessions = settings.sessions
     titles = TitleWriter(
-        store=PostgresTitles(database),
+        store=PostgresTitles(database, prices=load_price_table(settings.quotas.price_table)),
         models=models,
         counter=counter,
         title_model=sessions.title_model,

@@ -21,6 +21,7 @@ from threadline.db.embeddings import EMBED_JOB, EmbedOnFinish, PostgresEmbedding
 from threadline.db.recall import PostgresRecall
 from threadline.db.search import PostgresSearch
 from threadline.db.summaries import SUMMARY_JOB, PostgresSummaries, SummaryWhenOutgrown
+from threadline.domain.pricing import load_price_table
 from threadline.jobs import PgQueuerJobs
 from threadline.ports import ChatModels, Embedder, TokenCounter
 from threadline.service.embeddings import EmbeddingPipeline
@@ -87,7 +88,7 @@ def build_memory(
         recaller=Recaller(embedder=embedder, store=PostgresRecall(database), settings=memory),
         search=SearchService(embedder=embedder, search=PostgresSearch(database), settings=memory),
         summarizer=Summarizer(
-            store=PostgresSummaries(database),
+            store=PostgresSummaries(database, prices=load_price_table(settings.quotas.price_table)),
             models=models,
             counter=counter,
             summary_model=memory.summary_model,

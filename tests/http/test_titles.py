@@ -16,6 +16,7 @@ from threadline.adapters.estimated_tokens import EstimatedTokens
 from threadline.db.database import Database
 from threadline.db.titles import TITLE_JOB, PostgresTitles, TitleOnFirstReply
 from threadline.domain.models import RunStatus, Usage
+from threadline.domain.pricing import load_price_table
 from threadline.jobs import PgQueuerJobs
 from threadline.ports import RunOutcome
 from threadline.service.titles import TitleWriter
@@ -131,7 +132,7 @@ async def test_a_model_writes_the_title_with_a_short_capped_call_and_its_tokens_
     thread = await new_thread(client, auth(user))
     await chat(client, auth(user), thread["id"], "I need help planning a week in Lisbon in May")
     await untitled(db, thread["id"])
-    before = await db.fetchrow("SELECT runs, total_tokens FROM user_usage WHERE user_id = $1", user)
+    before = await db.fetchrow("SELECT runs, total_tokens, cost_usd FROM user_usage WHERE user_id = $1", user)
     assert before is not None
     upstream.behaviour = Behaviour(reply='"Lisbon Week in May."')
     title = await in_app(client, model_titles(client).write, uuid.UUID(thread["id"]))
@@ -141,8 +142,8 @@ async def test_a_model_writes_the_title_with_a_short_capped_call_and_its_tokens_
     assert request["messages"][-1]["content"] == "I need help planning a week in Lisbon in May"
     assert request.get("max_completion_tokens", request.get("max_tokens")) == 24
     usage = await db.fetchrow(
-        "SELECT purpose, status, source, total_tokens, thread_id FROM usage_events WHERE user_id = $1 "
-        "AND purpose = 'title'",
+        "SELECT purpose, status, source, model, prompt_tokens, completion_tokens, total_tokens, thread_id, "
+        "cost_usd, price_version FROM usage_events WHERE user_id = $1 AND purpose = 'title'",
         user,
     )
     assert usage is not None
@@ -152,10 +153,22 @@ async def test_a_model_writes_the_title_with_a_short_capped_call_and_its_tokens_
         thread["id"],
     )
     assert usage["total_tokens"] == upstream.reported_usage[-1]["total_tokens"]
-    after = await db.fetchrow("SELECT runs, total_tokens FROM user_usage WHERE user_id = $1", user)
+    # Priced like a run, from the same table, and added to the user's spend.
+    prices = load_price_table(None)
+    spent = Usage(
+        prompt_tokens=usage["prompt_tokens"],
+        completion_tokens=usage["completion_tokens"],
+        total_tokens=usage["total_tokens"],
+        source="measured",
+    )
+    assert usage["cost_usd"] is not None
+    assert usage["cost_usd"] == prices.cost(usage["model"], spent)
+    assert usage["price_version"] == prices.version
+    after = await db.fetchrow("SELECT runs, total_tokens, cost_usd FROM user_usage WHERE user_id = $1", user)
     assert after is not None
     assert after["runs"] == before["runs"]
     assert after["total_tokens"] == before["total_tokens"] + usage["total_tokens"]
+    assert after["cost_usd"] == before["cost_usd"] + usage["cost_usd"]
 
 
 async def test_a_failing_title_model_falls_back_to_the_trimmed_message(

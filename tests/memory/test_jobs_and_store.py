@@ -10,19 +10,24 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from tests.conftest import AuthHeaders
+from tests.support.fake_openai import Behaviour, FakeOpenAI
 from tests.support.memory import echo_agent, embedded
-from tests.support.sessions import chat, eventually, in_app, new_thread
+from tests.support.sessions import chat, eventually, in_app, new_thread, sessions_of
+from threadline.adapters.estimated_tokens import EstimatedTokens
 from threadline.adapters.hash_embed import HashEmbedder
 from threadline.db.database import Database
 from threadline.db.embeddings import EMBED_JOB, EmbedOnFinish, PostgresEmbeddings
 from threadline.db.recall import PostgresRecall
 from threadline.db.search import PostgresSearch
+from threadline.db.summaries import PostgresSummaries
 from threadline.domain.memory import RecallQuery, SearchQuery
 from threadline.domain.models import RunStatus, Usage
+from threadline.domain.pricing import load_price_table
 from threadline.jobs import PgQueuerJobs
 from threadline.memory import Memory
 from threadline.ports import RunOutcome
 from threadline.service.embeddings import EmbeddingPipeline
+from threadline.service.summaries import Summarizer
 
 Client = AsyncTestClient[Litestar]
 EMBEDDER = HashEmbedder(dim=256)
@@ -199,3 +204,49 @@ async def test_a_thread_that_outgrows_its_window_gets_a_rolling_summary(
         "SELECT summary_through_seq FROM threads WHERE id = $1", uuid.UUID(thread["id"])
     )
     assert through == turns * 2 - window
+
+
+async def test_a_model_written_summary_is_priced_and_in_the_users_tokens_not_runs(
+    client: Client, auth: AuthHeaders, user: str, upstream: FakeOpenAI, db: asyncpg.Pool
+) -> None:
+    thread = await new_thread(client, auth(user))
+    window = client.app.state.services.settings.model.context_messages
+    turns = window // 2 + 1  # one turn past the window
+    for i in range(turns):
+        await chat(client, auth(user), thread["id"], f"fact number {i}")
+    services = client.app.state.services
+    prices = load_price_table(None)
+    summarizer = Summarizer(
+        store=PostgresSummaries(services.database, prices=prices),
+        models=sessions_of(client).models,
+        counter=EstimatedTokens(),
+        summary_model="agent",  # THREADLINE_SUMMARY_MODEL=agent: the thread's own model
+        default_model=services.settings.model.default_model,
+        window=window,
+    )
+    before = await db.fetchrow("SELECT runs, total_tokens, cost_usd FROM user_usage WHERE user_id = $1", user)
+    assert before is not None
+    upstream.behaviour = Behaviour(reply="The user listed facts.")
+    assert await in_app(client, summarizer.summarize, uuid.UUID(thread["id"])) == "The user listed facts."
+    call = await db.fetchrow(
+        "SELECT model, status, source, prompt_tokens, completion_tokens, total_tokens, cost_usd, "
+        "price_version FROM usage_events WHERE user_id = $1 AND purpose = 'summary'",
+        user,
+    )
+    assert call is not None
+    assert (call["status"], call["source"]) == ("completed", "measured")
+    assert call["total_tokens"] == upstream.reported_usage[-1]["total_tokens"]
+    spent = Usage(
+        prompt_tokens=call["prompt_tokens"],
+        completion_tokens=call["completion_tokens"],
+        total_tokens=call["total_tokens"],
+        source="measured",
+    )
+    assert call["cost_usd"] is not None
+    assert call["cost_usd"] == prices.cost(call["model"], spent)
+    assert call["price_version"] == prices.version
+    after = await db.fetchrow("SELECT runs, total_tokens, cost_usd FROM user_usage WHERE user_id = $1", user)
+    assert after is not None
+    assert after["runs"] == before["runs"] == turns
+    assert after["total_tokens"] == before["total_tokens"] + call["total_tokens"]
+    assert after["cost_usd"] == before["cost_usd"] + call["cost_usd"]

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from uuid import UUID
 
 import msgspec
 
+from threadline.db.call_usage import record_call_usage
 from threadline.db.database import Connection, Database
-from threadline.db.sql import load
 from threadline.domain.memory import SummarySource
 from threadline.domain.models import Message
+from threadline.domain.pricing import PriceTable, load_price_table
 from threadline.ports import Jobs, RunOutcome, TitleUsage
 
 SUMMARY_JOB = "summarize_thread"
@@ -50,7 +50,6 @@ SAVE_SUMMARY = """
     UPDATE threads SET context_summary = $2, summary_through_seq = $3
     WHERE id = $1 AND summary_through_seq < $3
 """
-SUMMARY_USAGE = load("summary_usage.sql")
 
 
 class SummaryWhenOutgrown:
@@ -75,8 +74,9 @@ class SummaryWhenOutgrown:
 class PostgresSummaries:
     """The `SummaryStore` port over asyncpg."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, prices: PriceTable | None = None) -> None:
         self._db = database
+        self._prices = prices or load_price_table(None)
 
     async def summary_source(self, thread_id: UUID, window: int) -> SummarySource | None:
         async with self._db.connection() as connection:
@@ -96,11 +96,8 @@ class PostgresSummaries:
     ) -> bool:
         async with self._db.transaction() as connection:
             if usage is not None:
-                tokens = usage.usage
-                await connection.execute(
-                    SUMMARY_USAGE, uuid.uuid4(), source.thread_id, usage.model, usage.provider,
-                    tokens.prompt_tokens, tokens.completion_tokens, tokens.cached_tokens,
-                    tokens.reasoning_tokens, tokens.total_tokens, tokens.source, usage.latency_ms,
-                )  # fmt: skip
+                await record_call_usage(
+                    connection, purpose="summary", thread_id=source.thread_id, call=usage, prices=self._prices
+                )
             status = await connection.execute(SAVE_SUMMARY, source.thread_id, summary, through_seq)
         return status == "UPDATE 1"

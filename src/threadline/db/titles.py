@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from uuid import UUID
 
 import msgspec
 
+from threadline.db.call_usage import record_call_usage
 from threadline.db.database import Connection, Database
-from threadline.db.sql import load
 from threadline.domain.models import RunStatus
+from threadline.domain.pricing import PriceTable, load_price_table
 from threadline.ports import Jobs, RunOutcome, TitleSource, TitleUsage
 
 TITLE_JOB = "title_thread"
@@ -29,7 +29,6 @@ TITLE_SOURCE = """
     WHERE t.id = $1 AND t.title IS NULL
 """
 SAVE_TITLE = "UPDATE threads SET title = $2, updated_at = now() WHERE id = $1 AND title IS NULL"
-TITLE_USAGE = load("title_usage.sql")
 
 
 class TitleOnFirstReply:
@@ -54,8 +53,9 @@ class TitleOnFirstReply:
 class PostgresTitles:
     """The `TitleStore` port over asyncpg."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, prices: PriceTable | None = None) -> None:
         self._db = database
+        self._prices = prices or load_price_table(None)
 
     async def title_source(self, thread_id: UUID) -> TitleSource | None:
         async with self._db.connection() as connection:
@@ -65,12 +65,8 @@ class PostgresTitles:
     async def save_title(self, source: TitleSource, title: str, usage: TitleUsage | None) -> bool:
         async with self._db.transaction() as connection:
             if usage is not None:
-                # The tokens were spent whether or not the title is still wanted.
-                tokens = usage.usage
-                await connection.execute(
-                    TITLE_USAGE, uuid.uuid4(), source.thread_id, usage.model, usage.provider,
-                    tokens.prompt_tokens, tokens.completion_tokens, tokens.cached_tokens,
-                    tokens.reasoning_tokens, tokens.total_tokens, tokens.source, usage.latency_ms,
-                )  # fmt: skip
+                await record_call_usage(
+                    connection, purpose="title", thread_id=source.thread_id, call=usage, prices=self._prices
+                )
             status = await connection.execute(SAVE_TITLE, source.thread_id, title)
         return status == "UPDATE 1"
