@@ -10,13 +10,13 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from tests.conftest import AuthHeaders
+from tests.support.accounting import assert_priced_from_the_built_in_table
 from tests.support.fake_openai import Behaviour, FakeOpenAI
 from tests.support.sessions import chat, eventually, in_app, new_thread, sessions_of
 from threadline.adapters.estimated_tokens import EstimatedTokens
 from threadline.db.database import Database
 from threadline.db.titles import TITLE_JOB, PostgresTitles, TitleOnFirstReply
 from threadline.domain.models import RunStatus, Usage
-from threadline.domain.pricing import load_price_table
 from threadline.jobs import PgQueuerJobs
 from threadline.ports import RunOutcome
 from threadline.service.titles import TitleWriter
@@ -154,16 +154,7 @@ async def test_a_model_writes_the_title_with_a_short_capped_call_and_its_tokens_
     )
     assert usage["total_tokens"] == upstream.reported_usage[-1]["total_tokens"]
     # Priced like a run, from the same table, and added to the user's spend.
-    prices = load_price_table(None)
-    spent = Usage(
-        prompt_tokens=usage["prompt_tokens"],
-        completion_tokens=usage["completion_tokens"],
-        total_tokens=usage["total_tokens"],
-        source="measured",
-    )
-    assert usage["cost_usd"] is not None
-    assert usage["cost_usd"] == prices.cost(usage["model"], spent)
-    assert usage["price_version"] == prices.version
+    assert_priced_from_the_built_in_table(usage)
     after = await db.fetchrow("SELECT runs, total_tokens, cost_usd FROM user_usage WHERE user_id = $1", user)
     assert after is not None
     assert after["runs"] == before["runs"]

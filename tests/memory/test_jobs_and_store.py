@@ -10,6 +10,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from tests.conftest import AuthHeaders
+from tests.support.accounting import assert_priced_from_the_built_in_table
 from tests.support.fake_openai import Behaviour, FakeOpenAI
 from tests.support.memory import echo_agent, embedded
 from tests.support.sessions import chat, eventually, in_app, new_thread, sessions_of
@@ -215,9 +216,8 @@ async def test_a_model_written_summary_is_priced_and_in_the_users_tokens_not_run
     for i in range(turns):
         await chat(client, auth(user), thread["id"], f"fact number {i}")
     services = client.app.state.services
-    prices = load_price_table(None)
     summarizer = Summarizer(
-        store=PostgresSummaries(services.database, prices=prices),
+        store=PostgresSummaries(services.database, prices=load_price_table(None)),
         models=sessions_of(client).models,
         counter=EstimatedTokens(),
         summary_model="agent",  # THREADLINE_SUMMARY_MODEL=agent: the thread's own model
@@ -236,15 +236,7 @@ async def test_a_model_written_summary_is_priced_and_in_the_users_tokens_not_run
     assert call is not None
     assert (call["status"], call["source"]) == ("completed", "measured")
     assert call["total_tokens"] == upstream.reported_usage[-1]["total_tokens"]
-    spent = Usage(
-        prompt_tokens=call["prompt_tokens"],
-        completion_tokens=call["completion_tokens"],
-        total_tokens=call["total_tokens"],
-        source="measured",
-    )
-    assert call["cost_usd"] is not None
-    assert call["cost_usd"] == prices.cost(call["model"], spent)
-    assert call["price_version"] == prices.version
+    assert_priced_from_the_built_in_table(call)
     after = await db.fetchrow("SELECT runs, total_tokens, cost_usd FROM user_usage WHERE user_id = $1", user)
     assert after is not None
     assert after["runs"] == before["runs"] == turns

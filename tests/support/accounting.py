@@ -18,6 +18,8 @@ from litestar.testing.transport import TestClientTransport
 
 from tests.support.fake_openai import FakeOpenAI
 from threadline.app import create_app
+from threadline.domain.models import Usage
+from threadline.domain.pricing import load_price_table
 from threadline.services import Services
 from threadline.settings import Settings
 
@@ -103,3 +105,17 @@ class _PortalTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         return self._inner.handle_request(request)
+
+
+def assert_priced_from_the_built_in_table(row: asyncpg.Record) -> None:
+    """A usage row (model, its token counts, cost_usd, price_version) priced by the built-in table."""
+    prices = load_price_table(None)
+    spent = Usage(
+        prompt_tokens=row["prompt_tokens"],
+        completion_tokens=row["completion_tokens"],
+        total_tokens=row["total_tokens"],
+        source="measured",
+    )
+    assert row["cost_usd"] is not None, f"{row['model']} has a price: its row must have a cost"
+    assert row["cost_usd"] == prices.cost(row["model"], spent)
+    assert row["price_version"] == prices.version
