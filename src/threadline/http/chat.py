@@ -16,6 +16,7 @@ from litestar.security.jwt import Token
 from threadline.accounting import CHAT
 from threadline.db.history import PostgresHistory
 from threadline.domain.errors import InvalidInput
+from threadline.domain.models import ChatTurn
 from threadline.http.auth import Principal
 from threadline.http.client_info import recorded_client
 from threadline.http.schemas import (
@@ -70,6 +71,19 @@ def chat_input(
     )
 
 
+async def _start(
+    request: AuthRequest,
+    data: ChatRequest,
+    chat: ChatService,
+    keeper: RunKeeper,
+    idempotency_key: str | None,
+    if_busy: BusyPolicy,
+) -> ChatTurn:
+    """The caller's message committed with its run, as both `/chat` routes take it."""
+    message = chat_input(data, idempotency_key, recorded_client(request))
+    return await start_turn(chat, keeper, request.user.user_id, message, if_busy, max_wait_s=ENQUEUE_WAIT_S)
+
+
 class ChatController(Controller):
     path = "/chat"
     tags = ["chat"]
@@ -87,14 +101,7 @@ class ChatController(Controller):
         idempotency_key: FromHeader[IdempotencyKey] = None,
         if_busy: FromQuery[BusyPolicy] = BusyPolicy.REJECT,
     ) -> ChatResponse:
-        turn = await start_turn(
-            chat,
-            keeper,
-            request.user.user_id,
-            chat_input(data, idempotency_key, recorded_client(request)),
-            if_busy,
-            max_wait_s=ENQUEUE_WAIT_S,
-        )
+        turn = await _start(request, data, chat, keeper, idempotency_key, if_busy)
         result = await streams.result(turn.run.id)
         return ChatResponse(
             response=result.text,
@@ -123,14 +130,7 @@ class ChatController(Controller):
         on_disconnect: FromQuery[OnDisconnect] = "continue",
         if_busy: FromQuery[BusyPolicy] = BusyPolicy.REJECT,
     ) -> Stream:
-        turn = await start_turn(
-            chat,
-            keeper,
-            request.user.user_id,
-            chat_input(data, idempotency_key, recorded_client(request)),
-            if_busy,
-            max_wait_s=ENQUEUE_WAIT_S,
-        )
+        turn = await _start(request, data, chat, keeper, idempotency_key, if_busy)
         retry_ms = request.app.state.services.settings.stream.retry_ms
         frames = streams.follow(turn.run.id)
         if on_disconnect == "cancel":
