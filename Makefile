@@ -67,7 +67,7 @@ bench: $(STAMP) bench-memory ## direct vs Threadline at 1-1,000 streams, history
 	$(BIN)/python -m bench
 
 .PHONY: reliability
-reliability: $(STAMP) nginx ## kill -9, storms, Redis loss, Schemathesis, forged JWTs, nginx, soak, state machine at full scale; rewrites docs/reliability.md
+reliability: $(STAMP) nginx ## kill -9, storms, Redis loss, Schemathesis, forged and oversized JWTs, cross-user ids, mass assignment, CORS, nginx, soak, state machine at full scale; rewrites docs/reliability.md
 	TEST_RELIABILITY=full $(BIN)/pytest tests/reliability -s -p no:cacheprovider
 
 .PHONY: minilm
