@@ -151,13 +151,13 @@ async def test_a_silent_upstream_streams_through_nginx_and_the_control_is_cut(
         f"Debian's nginx ({mode}, proxy_buffering on), {SILENCE_S} s of upstream silence before the first "
         f"token: with {HEARTBEAT_S} s heartbeats the whole reply and `done` reach the client; the control "
         "with heartbeats off is cut by nginx",
-        f"heartbeats on: {on.heartbeats()} heartbeats through nginx during the silence, first token at "
-        f"{first_token_s or 0:.1f} s, longest gap {on.longest_gap_s():.1f} s, "
-        f"done {on.done['status'] if on.done else None}; heartbeats off: cut after "
-        f"{off.quiet_before_cut_s():.1f} s of quiet with {sum(b.data is not None for _, b in off.arrivals)} "
-        f"events and "
-        f"{off.text.count('thought')} tokens (nginx: upstream timed out: {timed_out}), its run "
-        f"{control_run['status']} behind the cut",
+        f"heartbeats on: {on.heartbeats()} `: keep-alive` comments reached the client through nginx "
+        f"(longest gap {on.longest_gap_s():.1f} s), first token at {first_token_s or 0:.1f} s, then the "
+        f"whole reply: {on.text == REPLY}, `done` {on.done['status'] if on.done else None}; heartbeats off: "
+        f"nginx logged `upstream timed out`: {timed_out}, cut {off.quiet_before_cut_s():.1f} s after the "
+        f"last event ({', '.join(str(b.type) for _, b in off.arrivals if b.data)}) with "
+        f"{off.text.count('thought')} tokens; the run behind the cut {control_run['status']}, whole reply "
+        f"saved: {control_run['content'] == REPLY}",
     )
     assert on.done is not None, on.arrivals[-3:]
     assert on.done["status"] == "completed"
