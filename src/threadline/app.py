@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import functools
-import sys
 
-import structlog
 from litestar import Litestar
-from litestar.logging.config import (
-    LoggingConfig,
-    StructLoggingConfig,
-    default_structlog_standard_lib_processors,
-)
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.problem_details import ProblemDetailsPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
-from litestar.plugins.structlog import StructlogConfig, StructlogPlugin
 
 from threadline import __version__
 from threadline.http.access_log import access_log
@@ -28,7 +20,7 @@ from threadline.http.auth import jwt_auth
 from threadline.http.chat import ChatController
 from threadline.http.cors import cors_config, only_allowed_origins
 from threadline.http.dependencies import DEPENDENCIES
-from threadline.http.errors import expected_errors, problem_details_config
+from threadline.http.errors import problem_details_config
 from threadline.http.health import health, ready
 from threadline.http.openai_compat import OpenAICompatController
 from threadline.http.playground import playground_routes
@@ -40,40 +32,12 @@ from threadline.http.thread_actions import ThreadActionsController
 from threadline.http.threads import ThreadController
 from threadline.http.usage import AdminUsageController, UsageController
 from threadline.lifespan import lifespan
+from threadline.logs import logging_plugin
 from threadline.settings import Settings, ensure_jwt_secret
 
 
 class MetricsController(PrometheusController):
     path = "/metrics"
-
-
-# Libraries that log every HTTP call they make at INFO (the model client's upstream requests): only
-# their warnings reach the log, or each reply would add a line per upstream request.
-QUIET_LOGGERS = ("httpx", "httpcore")
-
-
-def _logging() -> StructlogPlugin:
-    # Request bodies and streamed chunks are users' words: `access_log` writes the request line only.
-    as_json = not sys.stderr.isatty()
-    standard_lib = LoggingConfig(
-        formatters={
-            "standard": {
-                "()": structlog.stdlib.ProcessorFormatter,
-                "processors": default_structlog_standard_lib_processors(as_json=as_json),
-            }
-        },
-        loggers={name: {"level": "WARNING", "propagate": True} for name in QUIET_LOGGERS},
-    )
-    return StructlogPlugin(
-        StructlogConfig(
-            structlog_logging_config=StructLoggingConfig(
-                log_exceptions="always",
-                disable_stack_trace=expected_errors(),
-                standard_lib_logging_config=standard_lib,
-            ),
-            enable_middleware_logging=False,
-        )
-    )
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -107,7 +71,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # AuthFailureLimit wraps authentication, so it runs after auth.on_app_init has added it.
         on_app_init=[auth.on_app_init, AuthFailureLimit().on_app_init],
         middleware=[access_log, prometheus.middleware, UserRateLimit()],
-        plugins=[ProblemDetailsPlugin(problem_details_config()), _logging()],
+        plugins=[ProblemDetailsPlugin(problem_details_config()), logging_plugin()],
         cors_config=cors,
         before_send=[only_allowed_origins(cors)] if cors else [],
         request_max_body_size=settings.limits.max_body_bytes,
