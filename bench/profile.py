@@ -46,11 +46,16 @@ def available() -> bool:
 
 
 def record(pid: int, out: Path, *, duration_s: int, rate: int = 100) -> subprocess.Popen[bytes]:
-    """Start py-spy on `pid` (non-blocking sampling, so the figures barely move); wait on the result."""
+    """Start py-spy on `pid`; wait on the result.
+
+    Blocking sampling (py-spy pauses the process for each sample): its stacks are whole, where
+    non-blocking samples of a busy event loop came back cut short (half of them had no frame below
+    the loop). The profiled level is a run of its own, so the pauses never touch the figures.
+    """
     binary = str(PY_SPY) if PY_SPY.exists() else "py-spy"
     argv = [
         binary, "record", "--pid", str(pid), "--duration", str(duration_s), "--rate", str(rate),
-        "--format", "raw", "--output", str(out), "--nonblocking",
+        "--format", "raw", "--output", str(out),
     ]  # fmt: skip
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -79,7 +84,9 @@ def summarise(raw: Path, top: int = 15) -> Profile:
         count = int(count_text)
         raw_frames = [f for f in stack.split(";") if f and not f.startswith("process ")]
         frames = [_frame_name(f) for f in raw_frames]
-        if not frames:
+        # Only the event loop's thread serves requests; the others (the log writer, the executor)
+        # mostly wait, and py-spy cannot always tell a waiting thread from a working one.
+        if not frames or raw_frames[0].startswith("Thread._bootstrap"):
             continue
         total += count
         owner = next((p for f in reversed(raw_frames) if (p := _package(f))), "asyncio loop, other")

@@ -157,8 +157,9 @@ def profile_table(results: dict[str, Any]) -> str:
     if not found or not found["samples"]:
         return "No profile in this run (py-spy missing, or `--no-profile`)."
     lines = [
-        f"py-spy, {found['samples']} samples of the worker at {results['profile_level']} streams "
-        f"(raw stacks: `{Path(found['raw_path']).name}` in bench/results/).",
+        f"py-spy, {found['samples']} samples of the worker's event loop thread at "
+        f"{results['profile_level']} streams (raw stacks: `{Path(found['raw_path']).name}` in "
+        "bench/results/).",
         "",
         "| where the time goes (innermost known package) | share |",
         "|---|---:|",
