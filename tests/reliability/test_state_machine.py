@@ -401,7 +401,8 @@ async def test_conversations_keep_postgres_consistent(
 ) -> None:
     upstream.behaviour = Behaviour(reply=REPLY, gap_s=0.03)
     tally = Tally()
-    async with httpx.AsyncClient(timeout=STEP_S) as http:
+    # Idle connections go before uvicorn's 5 s keep-alive closes them under a request (see test_soak).
+    async with httpx.AsyncClient(timeout=STEP_S, limits=httpx.Limits(keepalive_expiry=2.5)) as http:
 
         class Bound(Conversations):
             env = Env(asyncio.get_running_loop(), machine_server, http, db, tally)
