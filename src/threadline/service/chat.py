@@ -276,13 +276,14 @@ class ChatService:
             )
             async for chunk in model.stream(request):
                 if chunk.text:
-                    if ttft_ms is None:
-                        ttft_ms = round((time.monotonic() - started) * 1000)
-                        # Tried once: with Postgres unreachable, the run's end records the time instead.
-                        with contextlib.suppress(Unavailable):
-                            await self._store.mark_first_token(run.id)
                     reply.add(chunk.text)
                     await self._events.append(run.id, ids.frame(TokenEvent(content=chunk.text)))
+                    if ttft_ms is None:
+                        ttft_ms = round((time.monotonic() - started) * 1000)
+                        # After the token is out: readers get it without waiting for Postgres. Tried
+                        # once: with Postgres unreachable, the run's end records the time instead.
+                        with contextlib.suppress(Unavailable):
+                            await self._store.mark_first_token(run.id)
                     if reply.due():
                         await self._store.save_partial(run.assistant_message_id, reply.text)
                 usage = chunk.usage or usage
